@@ -1,0 +1,1 @@
+"""Readers and writers for the HumanML3D / KIT-ML folder layout."""

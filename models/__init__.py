@@ -1,0 +1,1 @@
+"""Model library: motion representation, the VQ-VAE motion tokenizer and the motion-aware LLM."""

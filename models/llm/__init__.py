@@ -1,0 +1,1 @@
+"""The motion-aware LLM: vocabulary, prompts, training sequences, checkpoints, inference."""
