@@ -79,8 +79,8 @@ def parse_config(
     parser.add_argument("--preset", default=None, help=preset_help)
     parser.add_argument("--config", default=None, help="JSON file of settings (applied after --preset)")
     parser.set_defaults(**overrides)
-    (config,) = parser.parse_args_into_dataclasses(args=rest)
-    return config
+    # The extra namespace holding --preset/--config (already applied above) is dropped.
+    return parser.parse_args_into_dataclasses(args=rest)[0]
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
