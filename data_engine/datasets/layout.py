@@ -3,7 +3,7 @@
 One module owns the on-disk format so that the reader, the toy-world writer and the data engine agree::
 
     <root>/new_joint_vecs/<id>.npy   float32 [T, D] features (263 HumanML3D, 251 KIT-ML)
-    <root>/new_joints/<id>.npy       float32 [T+1, J, 3] joint positions (optional for training)
+    <root>/new_joints/<id>.npy       float32 [T, J, 3] joint positions (= recover_from_ric(features); optional)
     <root>/texts/<id>.txt            one annotation per line: caption#word/POS word/POS ...#from#to
     <root>/{train,val,test,train_val,all}.txt   one id per line
     <root>/Mean.npy, <root>/Std.npy  feature statistics
