@@ -27,6 +27,10 @@ from models.common.io import atomic_write_json
 T = TypeVar("T")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Show defaults and keep the entry point's docstring (usage examples) as written."""
+
+
 def _field_names(config_cls: type) -> set[str]:
     return {f.name for f in dataclasses.fields(config_cls)}
 
@@ -74,7 +78,7 @@ def parse_config(
         _check_keys(config_cls, from_file, f"--config {path}")
         overrides.update(from_file)
 
-    parser = HfArgumentParser(config_cls, description=description)
+    parser = HfArgumentParser(config_cls, description=description, formatter_class=_HelpFormatter)
     preset_help = f"named preset: {', '.join(sorted(presets))}" if presets else "no presets defined"
     parser.add_argument("--preset", default=None, help=preset_help)
     parser.add_argument("--config", default=None, help="JSON file of settings (applied after --preset)")
