@@ -69,6 +69,10 @@ class BuildAnnotationsConfig:
     rl_reference: str = field(
         default="prompt", metadata={"help": "text-only reference_caption: prompt | source"}
     )
+    stage0_prompts: str = field(
+        default="motionagent",
+        metadata={"help": "stage-0 T2M templates: motionagent (as the authors' demo) | general (stage-1 T2M templates)"},
+    )
     indent: int = field(default=-1, metadata={"help": "JSON indent (-1: compact; the demo files use 4)"})
     quality_filter: bool = field(default=True, metadata={"help": "apply the quality filter"})
     progress: bool = True
@@ -100,6 +104,8 @@ class BuildAnnotationsConfig:
         if self.writer not in WRITERS:
             raise SystemExit(f"--writer must be one of {WRITERS}")
         unknown = sorted(set(self.stages) - set(STAGES))
+        if self.stage0_prompts not in ("motionagent", "general"):
+            raise SystemExit(f"--stage0-prompts: choose motionagent or general, got {self.stage0_prompts!r}")
         if unknown or not self.stages:
             raise SystemExit(f"--stages: choose among {STAGES}, got {self.stages}")
         if self.writer == "hf" and not self.hf_model:
@@ -113,7 +119,7 @@ class BuildAnnotationsConfig:
 PRESETS = {
     "humanml3d": {"dataset": "humanml3d"},
     "kit": {"dataset": "kit"},
-    "toy": {"dataset": "humanml3d", "indent": 4},
+    "toy": {"dataset": "humanml3d", "stage0_prompts": "general"},
 }
 
 
@@ -255,7 +261,8 @@ def run(config: BuildAnnotationsConfig, writer: TextWriter | None = None) -> dic
     }
     files: dict[str, list[dict]] = {}
     if "0" in stages:
-        files.update({f"{STAGE_DIRS['0']}/{k}": v for k, v in builders.build_stage0(goals).items()})
+        stage0 = builders.build_stage0(goals, config.stage0_prompts)
+        files.update({f"{STAGE_DIRS['0']}/{k}": v for k, v in stage0.items()})
     lookup = responses.get
     if "1" in stages:
         stage1 = builders.build_stage1(goals, lookup, report, config.max_captions)

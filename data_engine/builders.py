@@ -195,8 +195,22 @@ def _file(records: list[dict], info: Mapping[str, Any]) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- stage 0
-def build_stage0(goals: Sequence[Goal]) -> dict[str, list[dict]]:
-    """Base-model data: T2M with Motion-Agent's templates, and M2T."""
+STAGE0_T2M_TEMPLATES = {
+    "motionagent": ("<MotionAgent_System_Prompt>", "<MotionAgent_Mogen_Template>"),
+    "general": (SYSTEM, "<Text2Motion_Template>"),
+}
+
+
+def build_stage0(goals: Sequence[Goal], prompts: str = "motionagent") -> dict[str, list[dict]]:
+    """Base-model data: T2M and M2T.
+
+    ``prompts="motionagent"`` writes T2M with Motion-Agent's templates, as the authors' stage-0 demo does;
+    ``"general"`` uses the stage-1 T2M templates, so the base model answers the standard ``t2m`` test prompt
+    (the toy pipeline trains its base model from scratch and evaluates it that way).
+    """
+    if prompts not in STAGE0_T2M_TEMPLATES:
+        raise ValueError(f"stage-0 prompts must be one of {sorted(STAGE0_T2M_TEMPLATES)}, got {prompts!r}")
+    t2m_system, t2m_human = STAGE0_T2M_TEMPLATES[prompts]
     t2m, m2t = [], []
     for goal in goals:
         ref, captions = motion_ref(goal.clip), list(goal.captions)
@@ -206,9 +220,7 @@ def build_stage0(goals: Sequence[Goal]) -> dict[str, list[dict]]:
                 "motions": {"<Goal_Motion>": ref},
                 "text": {"<Goal_Caption>": captions},
                 "task": "t2m_direct_generation",
-                "conversations": conversations(
-                    "<MotionAgent_System_Prompt>", "<MotionAgent_Mogen_Template>", "<Goal_Motion>"
-                ),
+                "conversations": conversations(t2m_system, t2m_human, "<Goal_Motion>"),
             }
         )
         m2t.append(

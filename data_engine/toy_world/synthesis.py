@@ -100,11 +100,14 @@ def synthesize_motion(spec: MotionSpec, rng: np.random.Generator, rig: Rig, fps:
     budget = int(max_seconds * fps) - core - sum(gaps)
     if budget < 2:
         return None
-    before = int(round(rng.uniform(0.25, 0.9) * fps))
+    # The lead-in hold is kept short (the action starts within ~0.35 s, as in most HumanML3D clips), so
+    # the first motion tokens already depend on the caption; padding up to the minimum length goes mostly
+    # to the end.
+    before = int(round(rng.uniform(0.1, 0.35) * fps))
     after = int(round(rng.uniform(0.25, 0.9) * fps))
     shortfall = int(np.ceil(min_seconds * fps)) - (core + sum(gaps) + before + after)
     if shortfall > 0:
-        extra_before = int(rng.integers(0, shortfall + 1))
+        extra_before = int(rng.integers(0, shortfall // 5 + 1))
         before, after = before + extra_before, after + shortfall - extra_before
     if before + after > budget:
         before = max(1, min(before, budget // 2))

@@ -45,6 +45,8 @@ def toy_annotations(
             str(toy_negatives),
             "--out",
             str(out),
+            "--stage0-prompts",
+            "motionagent",
             "--no-progress",
         ]
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from data_engine.annotations import load_rl_jsonl, validate_annotation_file
-from data_engine.builders import STAGE1_FILES, STAGE2_FILE
+from data_engine.builders import STAGE1_FILES, STAGE2_FILE, build_stage0
 from data_engine.negatives import load_negatives, normalize_caption
 
 
@@ -71,6 +71,20 @@ def test_stage0_and_stage2_match_the_demo_schema(toy_annotations, upstream_data_
     assert isinstance(full["text"]["<Goal_Caption>"], str) and len(full["text"]["<Prompt_Analysis>"]) == 4
     assert full["text"]["<Assess_Goal_Motion>"]["refinement"] == "No refinements needed."
     assert set(full["text"]["<Assess_Intermediate_Motion_0>"]) == {"assessment", "refinement"}
+
+
+def test_toy_preset_writes_stage0_t2m_with_the_stage1_template(toy_root, toy_negatives, tmp_path):
+    from data_engine.build_annotations import BuildAnnotationsConfig, main
+
+    main(["--preset", "toy", "--dataset-root", str(toy_root), "--negatives", str(toy_negatives),
+          "--out", str(tmp_path / "ann"), "--stages", "0", "--max-goals", "3", "--no-progress"])
+    record = load(tmp_path / "ann" / "stage-0" / "stage_0_t2m_annots.json")["annotations"][0]
+    assert [turn["value"] for turn in record["conversations"]] == [
+        "<General_System_Prompt>", "<Text2Motion_Template>", "<Goal_Motion>"]
+    with pytest.raises(ValueError, match="stage-0 prompts"):
+        build_stage0([], "motion-agent")
+    with pytest.raises(SystemExit, match="--stage0-prompts"):
+        BuildAnnotationsConfig(dataset_root="d", negatives="n.json", out="o", stage0_prompts="x")
 
 
 def test_candidates_are_ordered_far_to_near_with_the_goal_last(toy_annotations, toy_negatives):

@@ -86,19 +86,19 @@ def test_movement_autoencoder_shapes_and_learning(snippets) -> None:
     trainer = MovementPretrainer(
         MovementAutoencoder(evaluator.movement_encoder, decoder),
         snippets,
-        MovementRecipe(batch_size=32, lr=2e-3, max_steps=25),
+        MovementRecipe(batch_size=32, lr=2e-3, max_steps=40),
     )
     fixed = snippets.fixed_batches(32, 3)
     before = trainer.evaluate(fixed)
     while not trainer.done:
         trainer.train_step()
     after = trainer.evaluate(fixed)
-    assert trainer.step == 25 and after["rec"] < 0.85 * before["rec"]
+    assert trainer.step == 40 and after["rec"] < 0.8 * before["rec"], (before["rec"], after["rec"])
     checkpoint = trainer.checkpoint()
     assert {"movement_enc", "movement_dec", "opt_movement_enc", "opt_movement_dec", "ep", "total_it"} <= set(
         checkpoint
     )
-    assert checkpoint["total_it"] == 25
+    assert checkpoint["total_it"] == 40
 
 
 def test_matching_reduces_the_validation_loss(match_set) -> None:
