@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from data_engine.datasets.reader import MotionDataset
-from data_engine.datasets.spec import get_dataset_spec
+from data_engine.datasets.spec import DatasetSpec, get_dataset_spec
 from models.common.config import parse_config
 from models.common.errors import DataError
 from models.common.runtime import cpu_threads, setup_logging
@@ -90,19 +90,14 @@ def choose_normalization(cfg: BuildTokenCacheConfig, dataset: MotionDataset) -> 
     return load_normalization(dataset)
 
 
-def annotation_spans(paths: Sequence[str], fps: float, id_digits: int) -> list[tuple[str, int, int]]:
-    """``(motion_id, start, end)`` of every sub-clip motion reference in SFT annotation files."""
+def annotation_sub_clips(paths: Sequence[str], spec: DatasetSpec) -> list[tuple[str, int, int]]:
+    """``(motion_id, start, end)`` of every sub-clip an SFT annotation file refers to (whole clips are cached
+    anyway)."""
     from data_engine.annotations.loader import load_annotation_files
+    from models.llm.sft_dataset import annotation_spans
 
-    spans = set()
-    for path in paths:
-        for record in load_annotation_files(path, id_digits=id_digits):
-            for candidate in record.candidates:
-                for ref in candidate.motions.values():
-                    span = ref.frame_span(fps) if ref is not None else None
-                    if span is not None:
-                        spans.add((ref.motion_id(id_digits).stem, *span))
-    return sorted(spans)
+    records = [record for path in paths for record in load_annotation_files(path, id_digits=spec.id_digits)]
+    return [span for span in annotation_spans(records, spec) if span[2] is not None]
 
 
 def main(argv: Sequence[str] | None = None) -> TokenCache:
@@ -115,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> TokenCache:
     normalization = choose_normalization(cfg, dataset)
     vq = load_vqvae(cfg.vq, config=cfg.vq_preset, map_location=device)
     ids = dataset.split_ids(cfg.split) if cfg.split else None
-    extra = annotation_spans(cfg.annotations, dataset.spec.fps, dataset.spec.id_digits)
+    extra = annotation_sub_clips(cfg.annotations, dataset.spec)
     out = cfg.out or str(Path(cfg.data_root) / "token_cache")
     started = time.perf_counter()
     cache = build_token_cache(dataset, vq, out, mean=normalization.mean, std=normalization.std, ids=ids,

@@ -6,7 +6,9 @@ import logging
 import os
 import random
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,3 +41,37 @@ def cpu_threads() -> int:
     """Threads torch should use: ``OMP_NUM_THREADS`` when set (torchrun sets 1), else all cores."""
     env = os.environ.get("OMP_NUM_THREADS")
     return int(env) if env and env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Python, numpy and torch (CPU, CUDA) generator states in weights-only-loadable types."""
+    import torch
+
+    numpy_state = np.random.get_state(legacy=False)
+    state = {
+        "python": random.getstate(),
+        "numpy": {"bit_generator": numpy_state["bit_generator"],
+                  "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+                  "pos": int(numpy_state["state"]["pos"]), "has_gauss": int(numpy_state["has_gauss"]),
+                  "gauss": float(numpy_state["gauss"])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state` (CUDA states only when CUDA is available)."""
+    import torch
+
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state({"bit_generator": numpy_state["bit_generator"],
+                         "state": {"key": np.asarray(numpy_state["key"], dtype=np.uint32),
+                                   "pos": numpy_state["pos"]},
+                         "has_gauss": numpy_state["has_gauss"], "gauss": numpy_state["gauss"]})
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -32,7 +32,8 @@ from data_engine.annotations import load_annotation_files
 from data_engine.datasets.spec import get_dataset_spec
 from models.common.config import config_to_dict, save_config
 from models.common.io import atomic_write_text
-from models.common.runtime import cpu_threads, seed_everything, setup_logging
+from models.common.runtime import (capture_rng_state, cpu_threads, restore_rng_state, seed_everything,
+                                   setup_logging)
 from models.llm.checkpoints import (
     load_adapter_folder,
     save_adapter_folder,
@@ -68,7 +69,6 @@ from models.llm.training import (
     shutdown_distributed,
 )
 from models.vqvae.token_cache import TokenCache
-from models.vqvae.training import capture_rng_state, restore_rng_state
 
 logger = logging.getLogger("sft")
 

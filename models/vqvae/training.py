@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ from tqdm import tqdm
 
 from data_engine.datasets.reader import MotionDataset
 from models.common.errors import DataError
+from models.common.runtime import capture_rng_state, restore_rng_state
 from models.motion.layout import feature_layout
 from models.vqvae.checkpoint import read_checkpoint, save_vqvae
 from models.vqvae.model import MotionVQVAE
@@ -277,37 +277,6 @@ class MotionWindows:
         first = self.offsets[order[pick]] + starts[pick]
         rows = torch.from_numpy(first[:, None] + np.arange(self.window_size))
         return self.frames[rows]
-
-
-# ----- RNG state --------------------------------------------------------------------------------------
-
-def capture_rng_state() -> dict[str, Any]:
-    """Python, numpy and torch (CPU, CUDA) generator states in weights-only-loadable types."""
-    numpy_state = np.random.get_state(legacy=False)
-    state = {
-        "python": random.getstate(),
-        "numpy": {"bit_generator": numpy_state["bit_generator"],
-                  "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
-                  "pos": int(numpy_state["state"]["pos"]), "has_gauss": int(numpy_state["has_gauss"]),
-                  "gauss": float(numpy_state["gauss"])},
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: Mapping[str, Any]) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    numpy_state = state["numpy"]
-    np.random.set_state({"bit_generator": numpy_state["bit_generator"],
-                         "state": {"key": np.asarray(numpy_state["key"], dtype=np.uint32),
-                                   "pos": numpy_state["pos"]},
-                         "has_gauss": numpy_state["has_gauss"], "gauss": numpy_state["gauss"]})
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 # ----- the training step --------------------------------------------------------------------------------
