@@ -143,6 +143,7 @@ class EvalConfig:
     diversity_times: int = field(
         default=0, metadata={"help": "Diversity pairs (0 = upstream: 300 if more than 300 items, else 100)"}
     )
+    fid_method: str = field(default="sqrtm", metadata={"help": "FID square root: sqrtm (upstream) | eigen (~3x faster)"})
     # ---- generation -------------------------------------------------------------------------------
     max_new_tokens: int = field(
         default=0, metadata={"help": "completion budget per call; 0 = upstream's max_length minus the prompt"}
@@ -489,6 +490,7 @@ def evaluate(cfg: EvalConfig, argv: Sequence[str]) -> dict[str, Any]:
         batch_size=cfg.eval_batch_size,
         mm_num_texts=cfg.mm_num_texts,
         diversity_times=cfg.diversity_times or None,
+        fid_method=cfg.fid_method,
     )
     engine = MotionLLMEngine(model, tokenizer, vocab, cfg.generation_settings())
     logger.info(

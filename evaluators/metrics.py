@@ -180,6 +180,9 @@ def _trace_sqrt_product_scipy(sigma1: np.ndarray, sigma2: np.ndarray, eps: float
     return float(np.trace(covmean))
 
 
+FID_METHODS = ("sqrtm", "eigen")  # see frechet_distance
+
+
 def frechet_distance(
     mu1: np.ndarray,
     sigma1: np.ndarray,

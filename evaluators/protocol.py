@@ -49,7 +49,7 @@ from evaluators.generators import (
     MotionGenerator,
     prepare_generated,
 )
-from evaluators.metrics import default_diversity_times, fid, multimodality, upstream_eval_results
+from evaluators.metrics import FID_METHODS, default_diversity_times, fid, multimodality, upstream_eval_results
 from evaluators.word_vectors import DEFAULT_MAX_TEXT_LEN, WordVectorizer
 from models.common.errors import DataError
 from models.common.io import atomic_write_json, atomic_write_text
@@ -79,6 +79,7 @@ class ProtocolSettings:
     mm_times: int = 10
     unit_length: int = 4
     max_frames: int = 196
+    fid_method: str = "sqrtm"  # "sqrtm" as upstream, or "eigen": same value, ~3x faster at 512-d
 
     def __post_init__(self) -> None:
         positive = (
@@ -105,6 +106,8 @@ class ProtocolSettings:
             )
         if self.max_frames < self.unit_length:
             raise ValueError(f"max_frames ({self.max_frames}) must be >= unit_length ({self.unit_length})")
+        if self.fid_method not in FID_METHODS:
+            raise ValueError(f"fid_method must be one of {FID_METHODS}, got {self.fid_method!r}")
 
     def diversity_draws(self, num_items: int) -> int:
         return default_diversity_times(num_items) if self.diversity_times is None else self.diversity_times
@@ -583,9 +586,10 @@ def repeat_metrics(
         pool_size=settings.pool_size,
         diversity_times=settings.diversity_draws(len(embeddings.real)),
         rng=rng,
+        fid_method=settings.fid_method,
     )
     if embeddings.reference is not None:
-        results["eval_fid_real"] = fid(embeddings.real, embeddings.reference)
+        results["eval_fid_real"] = fid(embeddings.real, embeddings.reference, method=settings.fid_method)
     if mm_embeddings is not None:
         results["eval_multimodality"] = multimodality(mm_embeddings, settings.mm_times, rng)
     return {key: float(value) for key, value in results.items()}

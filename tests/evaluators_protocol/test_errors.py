@@ -156,4 +156,6 @@ def test_settings_are_validated() -> None:
         ProtocolSettings(mm_num_texts=5, mm_repeats=10, mm_times=10)
     with pytest.raises(ValueError, match="repeats"):
         ProtocolSettings(repeats=0)
+    with pytest.raises(ValueError, match="fid_method"):
+        ProtocolSettings(fid_method="svd")
     assert ProtocolSettings().diversity_draws(301) == 300 and ProtocolSettings().diversity_draws(300) == 100

@@ -149,6 +149,10 @@ def test_two_simulated_ranks_give_the_single_process_numbers(gt_report, test_set
     metrics = repeat_metrics(assemble_shards(shards, 110), SETTINGS, 0)
     for key, value in gt_report.per_repeat[0].items():
         assert metrics[key] == pytest.approx(value, abs=1e-5), key
+    eigen = repeat_metrics(assemble_shards(shards, 110), dataclasses.replace(SETTINGS, fid_method="eigen"), 0)
+    for key in ("eval_fid", "eval_fid_real"):
+        assert eigen[key] == pytest.approx(metrics[key], rel=1e-4, abs=1e-4), key
+    assert {k: v for k, v in eigen.items() if "fid" not in k} == {k: v for k, v in metrics.items() if "fid" not in k}
 
 
 def test_shards_cover_every_item_once() -> None:
