@@ -3,6 +3,7 @@
     python benchmarks/bench_motion_repr.py                          # the shipped sample, replicated
     python benchmarks/bench_motion_repr.py --data-root data/HumanML3D --max-clips 500
     python benchmarks/bench_motion_repr.py --data-root data/KIT-ML --dataset kit
+    python benchmarks/bench_motion_repr.py --toy-world --max-clips 0   # build the default toy world (timed), all clips
 
 With ``--data-root``, clips come from ``new_joints/*.npy`` (extraction) and ``new_joint_vecs/*.npy``
 (recovery); without it, HumanML3D clip 012314 from ``../shared/reference/motion_samples`` is replicated
@@ -11,6 +12,7 @@ With ``--data-root``, clips come from ``new_joints/*.npy`` (extraction) and ``ne
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,18 +35,21 @@ class BenchConfig:
         default=None,
         metadata={"help": "HumanML3D-layout folder (new_joints/, new_joint_vecs/); default: the sample"})
     dataset: str = field(default="humanml3d", metadata={"help": "skeleton: humanml3d | kit"})
-    max_clips: int = field(default=200, metadata={"help": "at most this many clips from --data-root"})
+    max_clips: int = field(default=200, metadata={"help": "at most this many clips from --data-root (0: all)"})
+    toy_world: bool = field(
+        default=False,
+        metadata={"help": "build the default toy world in a temporary folder (timed) and use it as --data-root"})
     replicas: int = field(default=100, metadata={"help": "copies of the sample clip without --data-root"})
     repeats: int = field(default=3, metadata={"help": "timing repeats (best is reported)"})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: all cores)"})
 
     def __post_init__(self) -> None:
-        if self.max_clips < 1 or self.replicas < 1 or self.repeats < 1:
+        if self.max_clips < 0 or self.replicas < 1 or self.repeats < 1:
             raise SystemExit("--max-clips, --replicas and --repeats must be positive")
 
 
 def _load(folder: Path, limit: int) -> list[np.ndarray]:
-    files = sorted(folder.glob("*.npy"))[:limit]
+    files = sorted(folder.glob("*.npy"))[: limit or None]
     if not files:
         raise SystemExit(f"no .npy files in {folder}")
     return [np.load(f).astype(np.float32) for f in files]
@@ -64,6 +69,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     if config.threads:
         torch.set_num_threads(config.threads)
     skeleton = get_skeleton(config.dataset)
+    with tempfile.TemporaryDirectory() as tmp:
+        if config.toy_world:
+            config.data_root = str(_build_toy_world(Path(tmp) / "toy", config.dataset))
+        return _run(config, skeleton)
+
+
+def _build_toy_world(folder: Path, dataset: str) -> Path:
+    from data_engine.toy_world import ToyWorldSettings, build_toy_world
+
+    summary = build_toy_world(folder, ToyWorldSettings(dataset=dataset), progress=False)
+    print(summary.format())  # includes the build time
+    return folder
+
+
+def _run(config: BenchConfig, skeleton) -> dict[str, float]:
     if config.data_root:
         root = Path(config.data_root)
         joints = _load(root / "new_joints", config.max_clips)
