@@ -6,8 +6,9 @@
 
 Every stage runs one of the project's real entry points as a subprocess, with the same flags a
 researcher uses on HumanML3D plus ``--preset toy``; the exact command is printed and its output goes to
-``<out>/logs/<stage>.log``. A stage that finished before is skipped, so an interrupted run resumes where
-it stopped. At the end the results (toy world, VQ-VAE reconstruction, evaluator reference row, data
+``<out>/logs/<stage>.log``. A stage that finished before is skipped, and an interrupted stage is rerun
+over its partial outputs (SFT resumes from its last checkpoint); a stage whose command or settings
+changed (e.g. ``--stage1-steps``) reruns from scratch, with every stage after it. At the end the results (toy world, VQ-VAE reconstruction, evaluator reference row, data
 engine counts, training curves and the text-to-motion table: untrained vs stage 0 vs stage 1, single
 pass vs IRMoGen refinement rounds) are printed and written to ``<out>/RESULTS.md``.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -90,11 +92,21 @@ class Paths:
 
 @dataclass
 class Stage:
+    """One step of the pipeline: a real entry point's command, the file that proves it finished, the
+    paths it writes (removed before a rerun, so no stale checkpoint is resumed) and its environment."""
+
     name: str
     title: str
     command: Callable[[Paths, PipelineConfig], list[str]]
     done_when: Callable[[Paths], Path]
+    outputs: Callable[[Paths], list[Path]]
     env: Callable[[Paths, PipelineConfig], dict[str, str]] = lambda paths, cfg: {}
+
+    def signature(self, paths: Paths, cfg: PipelineConfig) -> dict:
+        """What a finished run is valid for: the command and settings (interpreter and port excluded)."""
+        command = ["PYTHON" if part == cfg.python else part for part in self.command(paths, cfg)]
+        env = {k: v for k, v in self.env(paths, cfg).items() if k not in ("PYTHON", "MASTER_PORT")}
+        return {"command": command, "env": env}
 
 
 def _py(cfg: PipelineConfig, *args: str | Path) -> list[str]:
@@ -124,6 +136,7 @@ STAGES: list[Stage] = [
         "toy_world", "procedural toy world in the HumanML3D layout",
         lambda p, c: _py(c, REPO / "prepare/make_toy_dataset.py", "--out", p.data),
         lambda p: p.data / "toy_world.json",
+        lambda p: [p.data],
     ),
     Stage(
         "render", "stick-figure render of a toy motion",
@@ -132,6 +145,7 @@ STAGES: list[Stage] = [
             "--captions", _first_caption(p), "--out", p.out / "renders" / "toy_motion.gif",
         ),
         lambda p: p.out / "renders" / "toy_motion.gif",
+        lambda p: [p.out / "renders"],
     ),
     Stage(
         "tiny_llm", "tiny Gemma2 + tokenizer trained on the toy captions and prompt templates",
@@ -140,6 +154,7 @@ STAGES: list[Stage] = [
             "--caption-split", "train",
         ),
         lambda p: p.llm / "config.json",
+        lambda p: [p.llm],
     ),
     Stage(
         "vqvae", "VQ-VAE motion tokenizer (T2M-GPT recipe, toy preset)",
@@ -148,6 +163,7 @@ STAGES: list[Stage] = [
             "--out-dir", p.vq_dir.parent, "--exp-name", p.vq_dir.name, "--no-progress",
         ),
         lambda p: p.vq_dir / "metrics.json",
+        lambda p: [p.vq_dir],
     ),
     Stage(
         "token_cache", "token cache: every clip, mirror, sub-clip and crop offset tokenised once",
@@ -156,6 +172,7 @@ STAGES: list[Stage] = [
             "--no-progress",
         ),
         lambda p: p.cache / "metadata.json",
+        lambda p: [p.cache],
     ),
     Stage(
         "evaluator", "T2M evaluator (word vectors, movement encoder, text-motion matching)",
@@ -164,6 +181,7 @@ STAGES: list[Stage] = [
             "--out-dir", p.evaluator,
         ),
         lambda p: p.matcher / "reference_test.json",
+        lambda p: [p.evaluator],
     ),
     Stage(
         "negatives", "graded negative motions by evaluator-embedding distance (slice rule, p=0.9)",
@@ -173,6 +191,7 @@ STAGES: list[Stage] = [
             "--meta-dir", p.matcher / "meta", "--out", p.annotations / "negatives.json",
         ),
         lambda p: p.annotations / "negatives.json",
+        lambda p: [p.annotations / "negatives.json"],
     ),
     Stage(
         "annotations", "stage 0-3 annotations with the offline rule-based writer",
@@ -181,11 +200,14 @@ STAGES: list[Stage] = [
             "--negatives", p.annotations / "negatives.json", "--out", p.annotations,
         ),
         lambda p: p.annotations / "build_info.json",
+        lambda p: [p.annotations / name for name in ("stage-0", "stage-1", "stage-2", "stage-3", "build_info.json",
+                                                     "quality_report.json")],
     ),
     Stage(
         "stage0", "stage 0: the text-to-motion base model from the random-init tiny Gemma2",
         lambda p, c: ["bash", str(REPO / "SFT/train_stage0.sh")],
         lambda p: p.sft / "toy_stage0" / "final" / "config.json",
+        lambda p: [p.sft / "toy_stage0"],
         lambda p, c: {
             **_sft_env(p, c, c.stage0_steps),
             "STAGE0_FILES": str(p.annotations / "stage-0" / "stage_0_t2m_annots.json"),
@@ -195,17 +217,20 @@ STAGES: list[Stage] = [
         "stage1", "stage 1: the eight meta tasks, from the stage-0 model",
         lambda p, c: ["bash", str(REPO / "SFT/train_stage1.sh")],
         lambda p: p.sft / "toy_stage1" / "final" / "config.json",
+        lambda p: [p.sft / "toy_stage1"],
         lambda p, c: _sft_env(p, c, c.stage1_steps),
     ),
     Stage(
         "eval_untrained", "evaluate the untrained tiny model (T2M)",
         lambda p, c: _eval_command(p, c, p.llm, "t2m", "untrained"),
         lambda p: p.eval_dir("untrained") / "summary.json",
+        lambda p: [p.eval_dir("untrained")],
     ),
     Stage(
         "eval_stage0", "evaluate the stage-0 model (T2M)",
         lambda p, c: _eval_command(p, c, p.sft / "toy_stage0" / "final", "t2m", "stage0"),
         lambda p: p.eval_dir("stage0") / "summary.json",
+        lambda p: [p.eval_dir("stage0")],
     ),
     Stage(
         "eval_stage1", "evaluate stage 1: single pass vs IRMoGen refinement rounds",
@@ -213,9 +238,9 @@ STAGES: list[Stage] = [
             p, c, p.sft / "toy_stage1" / "final", "t2m,direct_generation-instructed_refinement", "stage1"
         ),
         lambda p: p.eval_dir("stage1") / "summary.json",
+        lambda p: [p.eval_dir("stage1")],
     ),
 ]
-STAGE_NAMES = [stage.name for stage in STAGES]
 
 
 def _first_test_id(paths: Paths) -> str:
@@ -227,14 +252,14 @@ def _first_caption(paths: Paths) -> str:
     return line.split("#", 1)[0]
 
 
-def run_stage(stage: Stage, paths: Paths, cfg: PipelineConfig, index: int) -> float:
+def run_stage(stage: Stage, paths: Paths, cfg: PipelineConfig, index: int, total: int) -> float:
     """Run one stage's command, logging to ``<out>/logs``; raises with the log's tail on failure."""
     command = stage.command(paths, cfg)
     env = {**os.environ, **stage.env(paths, cfg), "TQDM_MININTERVAL": "30", "PYTHONUNBUFFERED": "1"}
     log_path = paths.out / "logs" / f"{index:02d}_{stage.name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     shown_env = " ".join(f"{k}={shlex.quote(v)}" for k, v in stage.env(paths, cfg).items() if k != "PYTHON")
-    print(f"[{index:2d}/{len(STAGES)}] {stage.name}: {stage.title}", flush=True)
+    print(f"[{index:2d}/{total}] {stage.name}: {stage.title}", flush=True)
     print(f"        $ {shown_env + ' ' if shown_env else ''}{shlex.join(command)}", flush=True)
     start = time.time()
     with open(log_path, "w", encoding="utf-8") as log:
@@ -361,26 +386,56 @@ def collect_results(paths: Paths, timings: dict[str, float], cfg: PipelineConfig
     return "\n".join(lines) + "\n"
 
 
+def _finished(mark: Path, signature: dict) -> bool:
+    """``mark`` records a run of the stage with the same command and settings."""
+    if not mark.is_file():
+        return False
+    stored = _load(mark)
+    return stored.get("command") == signature["command"] and stored.get("env") == signature["env"]
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def run_stages(stages: list[Stage], paths: Paths, cfg: PipelineConfig) -> dict[str, float]:
+    """Run (or skip) every stage in order; returns each stage's seconds (of its finished run)."""
+    names = [stage.name for stage in stages]
+    if cfg.redo_from and cfg.redo_from not in names:
+        raise SystemExit(f"--redo-from: unknown stage {cfg.redo_from!r}; stages: {', '.join(names)}")
+    marks = paths.out / ".pipeline"
+    timings: dict[str, float] = {}
+    rerun_rest = False  # once a stage reruns, every later stage's inputs have changed
+    for index, stage in enumerate(stages, start=1):
+        mark, started = marks / f"{stage.name}.json", marks / f"{stage.name}.started.json"
+        signature = stage.signature(paths, cfg)
+        if stage.name == cfg.redo_from:
+            rerun_rest = True
+        if not rerun_rest and _finished(mark, signature) and stage.done_when(paths).exists():
+            timings[stage.name] = _load(mark)["seconds"]
+            print(f"[{index:2d}/{len(stages)}] {stage.name}: done before ({timings[stage.name]:.0f} s), skipped")
+            continue
+        interrupted = not rerun_rest and _finished(started, signature)
+        rerun_rest = True
+        mark.unlink(missing_ok=True)
+        if not interrupted:  # an interrupted stage keeps its outputs, so its entry point resumes
+            for path in stage.outputs(paths):
+                _remove(path)
+        atomic_write_json(signature, started)
+        timings[stage.name] = run_stage(stage, paths, cfg, index, len(stages))
+        atomic_write_json({"seconds": timings[stage.name], **signature}, mark)
+        started.unlink()
+    return timings
+
+
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_config(PipelineConfig, {}, argv, description=__doc__)
-    if cfg.redo_from and cfg.redo_from not in STAGE_NAMES:
-        raise SystemExit(f"--redo-from: unknown stage {cfg.redo_from!r}; stages: {', '.join(STAGE_NAMES)}")
     paths = Paths(Path(cfg.out).resolve())
-    marks = paths.out / ".pipeline"
-    redo = STAGE_NAMES[STAGE_NAMES.index(cfg.redo_from):] if cfg.redo_from else []
-    for name in redo:
-        (marks / f"{name}.json").unlink(missing_ok=True)
     print(f"toy pipeline -> {paths.out}", flush=True)
-    timings: dict[str, float] = {}
-    for index, stage in enumerate(STAGES, start=1):
-        mark = marks / f"{stage.name}.json"
-        if mark.is_file() and stage.done_when(paths).exists():
-            timings[stage.name] = _load(mark)["seconds"]
-            print(f"[{index:2d}/{len(STAGES)}] {stage.name}: done before ({timings[stage.name]:.0f} s), skipped")
-            continue
-        seconds = run_stage(stage, paths, cfg, index)
-        timings[stage.name] = seconds
-        atomic_write_json({"seconds": seconds, "command": stage.command(paths, cfg)}, mark)
+    timings = run_stages(STAGES, paths, cfg)
     report = collect_results(paths, timings, cfg)
     atomic_write_text(report, paths.out / "RESULTS.md")
     print()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,21 @@ def motion_samples_dir(reference_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def upstream_data_dir(reference_dir: Path) -> Path:
     return reference_dir / "upstream_data" / "HumanML3D"
+
+
+@pytest.fixture(scope="session")
+def load_script(repo_root: Path):
+    """``load_script("prepare/train_vqvae.py")`` -> the script imported as a module."""
+
+    def load(relative: str):
+        path = repo_root / relative
+        name = "script_" + path.stem
+        if name in sys.modules:
+            return sys.modules[name]
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses resolve string annotations through sys.modules
+        spec.loader.exec_module(module)
+        return module
+
+    return load

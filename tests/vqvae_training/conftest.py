@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -74,22 +72,4 @@ def coded_vq(tiny_dataset: MotionDataset) -> MotionVQVAE:
     vq.vqvae.quantizer.codebook.copy_(latents[pick])
     vq.vqvae.quantizer.mark_initialized()
     return vq
-
-
-@pytest.fixture(scope="session")
-def load_script(repo_root: Path):
-    """``load_script("prepare/train_vqvae.py")`` -> the script imported as a module."""
-
-    def load(relative: str):
-        path = repo_root / relative
-        name = "script_" + path.stem
-        if name in sys.modules:
-            return sys.modules[name]
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses resolve string annotations through sys.modules
-        spec.loader.exec_module(module)
-        return module
-
-    return load
 
