@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -90,20 +88,10 @@ def tiny_dataset(tiny_root: Path) -> MotionDataset:
     return MotionDataset(tiny_root)
 
 
-def load_script(name: str):
-    """Import ``prepare/<name>.py`` as a module."""
-    script = Path(__file__).resolve().parents[2] / "prepare" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"prepare_{name}", script)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
-def script_main():
+def script_main(load_script):
     """``script_main(name)`` -> ``prepare/<name>.py``'s ``main``."""
-    return lambda name: load_script(name).main
+    return lambda name: load_script(f"prepare/{name}.py").main
 
 
 @pytest.fixture(scope="session")
@@ -112,12 +100,12 @@ def train_args() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def trained_dir(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+def trained_dir(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory, script_main) -> tuple[Path, dict]:
     """``(out_dir, summary)`` of ``prepare/train_evaluator.py`` on the tiny world."""
     out = tmp_path_factory.mktemp("evaluator")
     threads = torch.get_num_threads()
     try:
-        summary = load_script("train_evaluator").main(
+        summary = script_main("train_evaluator")(
             ["--data-root", str(tiny_root), "--out-dir", str(out), *TRAIN_ARGS]
         )
     finally:

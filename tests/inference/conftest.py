@@ -3,8 +3,6 @@ a random tiny T2M evaluator and word vectors for the toy vocabulary — all buil
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -110,19 +108,3 @@ def glove_dir(tmp_path_factory, toy_root: Path) -> Path:
     ordered = sorted(words)
     vectors = np.random.default_rng(0).standard_normal((len(ordered), 300)).astype(np.float32)
     return save_our_vab(vectors, ordered, tmp_path_factory.mktemp("glove"))
-
-
-@pytest.fixture(scope="session")
-def load_entry(repo_root: Path):
-    """Import an entry script (``SFT/test_unified.py``) as a module; its ``main(argv)`` runs in-process."""
-
-    def load(relative: str):
-        path = repo_root / relative
-        name = "entry_" + relative.replace("/", "_").removesuffix(".py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses resolve string annotations through sys.modules
-        spec.loader.exec_module(module)
-        return module
-
-    return load

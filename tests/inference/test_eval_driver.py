@@ -13,8 +13,8 @@ from models.llm.inference import MOTION_TASKS
 
 
 @pytest.fixture(scope="module")
-def driver(load_entry):
-    return load_entry("SFT/test_unified.py")
+def driver(load_script):
+    return load_script("SFT/test_unified.py")
 
 
 @pytest.fixture()

@@ -9,9 +9,9 @@ import numpy as np
 
 
 def test_m2t_end_to_end(
-    load_entry, toy_root, tiny_llm_dir, tiny_vq_path, tiny_evaluator_dir, glove_dir, tmp_path
+    load_script, toy_root, tiny_llm_dir, tiny_vq_path, tiny_evaluator_dir, glove_dir, tmp_path
 ):
-    driver = load_entry("SFT/test_m2t.py")
+    driver = load_script("SFT/test_m2t.py")
     result = driver.main([
         "--data-root", str(toy_root), "--llm-backbone", str(tiny_llm_dir), "--vq-ckpt", str(tiny_vq_path),
         "--evaluator-dir", str(tiny_evaluator_dir), "--glove-dir", str(glove_dir), "--text-backend", "rules",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -49,20 +47,6 @@ def tiny_folder(tmp_path_factory, tiny_corpus_texts) -> Path:
     return make_tiny_llm(
         tmp_path_factory.mktemp("tiny") / "gemma2", tiny_corpus_texts, preset="smoke", vocab_size=400, seed=0
     )
-
-
-@pytest.fixture(scope="session")
-def load_script(repo_root):
-    """Import a ``prepare/`` script as a module (its ``main(argv)`` runs in-process)."""
-
-    def load(name: str):
-        spec = importlib.util.spec_from_file_location(f"prepare_{name}", repo_root / "prepare" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
-        spec.loader.exec_module(module)
-        return module
-
-    return load
 
 
 @torch.no_grad()

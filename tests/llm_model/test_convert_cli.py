@@ -13,7 +13,7 @@ from models.llm.model import activate_full_tuning
 
 @pytest.fixture(scope="module")
 def convert(load_script):
-    return load_script("convert_checkpoint").main
+    return load_script("prepare/convert_checkpoint.py").main
 
 
 def test_conversion_chain(convert, build, helpers, tiny_folder, tmp_path, capsys):

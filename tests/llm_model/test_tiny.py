@@ -145,7 +145,7 @@ def test_tokenizer_rejects_tiny_vocab():
 
 
 def test_cli_reads_captions_templates_and_extra_files(load_script, caption_root, tmp_path, capsys):
-    script = load_script("make_tiny_llm")
+    script = load_script("prepare/make_tiny_llm.py")
     extra = tmp_path / "extra.json"
     extra.write_text(json.dumps({"annotations": [{"analysis": "zyzzyva quokka"}] * 300}))
     out = tmp_path / "tiny"
