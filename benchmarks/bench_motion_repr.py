@@ -45,7 +45,7 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         if self.max_clips < 0 or self.replicas < 1 or self.repeats < 1:
-            raise SystemExit("--max-clips, --replicas and --repeats must be positive")
+            raise SystemExit("--max-clips must be >= 0 (0: all); --replicas and --repeats must be positive")
 
 
 def _load(folder: Path, limit: int) -> list[np.ndarray]:
@@ -69,9 +69,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     if config.threads:
         torch.set_num_threads(config.threads)
     skeleton = get_skeleton(config.dataset)
+    if not config.toy_world:
+        return _run(config, skeleton)
     with tempfile.TemporaryDirectory() as tmp:
-        if config.toy_world:
-            config.data_root = str(_build_toy_world(Path(tmp) / "toy", config.dataset))
+        config.data_root = str(_build_toy_world(Path(tmp) / "toy", config.dataset))
         return _run(config, skeleton)
 
 

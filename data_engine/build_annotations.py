@@ -104,10 +104,11 @@ class BuildAnnotationsConfig:
         if self.writer not in WRITERS:
             raise SystemExit(f"--writer must be one of {WRITERS}")
         unknown = sorted(set(self.stages) - set(STAGES))
-        if self.stage0_prompts not in ("motionagent", "general"):
-            raise SystemExit(f"--stage0-prompts: choose motionagent or general, got {self.stage0_prompts!r}")
         if unknown or not self.stages:
             raise SystemExit(f"--stages: choose among {STAGES}, got {self.stages}")
+        if self.stage0_prompts not in builders.STAGE0_T2M_TEMPLATES:
+            raise SystemExit(f"--stage0-prompts: choose among {sorted(builders.STAGE0_T2M_TEMPLATES)}, "
+                             f"got {self.stage0_prompts!r}")
         if self.writer == "hf" and not self.hf_model:
             raise SystemExit("--writer hf needs --hf-model (a local folder)")
         if self.rl_subclips not in ("skip", "object") or self.rl_reference not in ("prompt", "source"):
