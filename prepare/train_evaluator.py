@@ -457,6 +457,15 @@ def _pretrain_movement(
     return {"steps": trainer.step, "snippets": len(snippets), "val": validation}
 
 
+def _check_split_sizes(cfg: TrainEvaluatorConfig, dataset: MotionDataset) -> None:
+    """Fail before any training when the matching phase could not run or validate (one batch needed)."""
+    for flag, split in (("--train-split", cfg.train_split), ("--val-split", cfg.val_split)):
+        items = len(dataset.clips(split))
+        if items < cfg.batch_size:
+            raise SystemExit(f"{flag} {split!r} of {dataset.root} has {items} evaluation items, fewer than one "
+                             f"--batch-size {cfg.batch_size} batch; lower --batch-size or use a larger split")
+
+
 def _train_matching(
     cfg: TrainEvaluatorConfig,
     dataset: MotionDataset,
@@ -599,6 +608,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     try:
         dataset = MotionDataset(cfg.data_root, cfg.dataset)
+        _check_split_sizes(cfg, dataset)
         clock = time.perf_counter()
         vectorizer = _word_vectors(cfg, dataset, layout, procs)
         mean, std = evaluator_statistics(*dataset.mean_std(cfg.meta_dir), spec.joints_num, cfg.feat_bias)

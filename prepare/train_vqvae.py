@@ -234,12 +234,18 @@ class RunLog:
             self.writer.close()
 
 
+# Presets that are a dataset's released tokenizer: their input width is part of what they mean.
+DATASET_VQ_PRESETS = ("humanml3d", "kit")
+
+
 def _build_model(cfg: TrainVQVAEConfig, feature_dim: int) -> MotionVQVAE:
-    config = get_vqvae_config(cfg.vq_preset, **cfg.vq_overrides())
-    if config.input_dim != feature_dim:
-        raise SystemExit(f"--vq-preset {cfg.vq_preset} expects {config.input_dim}-d features, "
+    """The ``--vq-preset`` architecture for ``feature_dim``-d features (the toy and small presets follow the
+    data, so ``--preset toy --dataset kit`` trains a 251-d toy tokenizer)."""
+    preset_dim = get_vqvae_config(cfg.vq_preset).input_dim
+    if cfg.vq_preset in DATASET_VQ_PRESETS and preset_dim != feature_dim:
+        raise SystemExit(f"--vq-preset {cfg.vq_preset} expects {preset_dim}-d features, "
                          f"--dataset {cfg.dataset} has {feature_dim}")
-    return MotionVQVAE(config)
+    return MotionVQVAE(get_vqvae_config(cfg.vq_preset, **cfg.vq_overrides(), input_dim=feature_dim))
 
 
 def _checkpoint_extra(cfg: TrainVQVAEConfig, normalization: Normalization, log: RunLog) -> dict[str, Any]:

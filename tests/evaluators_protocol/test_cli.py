@@ -77,6 +77,15 @@ def test_rerun_resumes_a_finished_run_without_training(
     assert "Reference row on the test split" in capsys.readouterr().out
 
 
+def test_a_split_smaller_than_one_batch_fails_before_training(tiny_root, script_main, train_args, tmp_path) -> None:
+    with pytest.raises(SystemExit, match=r"--train-split 'test' of .* has 110 evaluation items, fewer than one "
+                                         r"--batch-size 111 batch"):
+        script_main("train_evaluator")(
+            ["--data-root", str(tiny_root), "--out-dir", str(tmp_path / "ev"), *train_args, "--batch-size", "111"]
+        )
+    assert not (tmp_path / "ev" / "checkpoints" / "t2m" / "text_mot_match" / "model").exists()
+
+
 def test_eval_reference_prints_the_row(trained_dir, tiny_root, tmp_path, script_main, capsys) -> None:
     report = script_main("eval_reference")(
         [
