@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 # ---------------------------------------------------------------------------------------------- lexicon
 # lemma -> family. Families are the toy world's plus common HumanML3D actions.
@@ -853,8 +854,12 @@ def _action(clause: list[_Word]) -> Action:
     )
 
 
+@lru_cache(maxsize=1 << 16)
 def parse_caption(caption: str) -> CaptionAttributes:
-    """The actions of ``caption`` in temporal order (see the module docstring)."""
+    """The actions of ``caption`` in temporal order (see the module docstring).
+
+    Cached: the data engine parses every caption many times (as a goal, as each goal's negative, in the
+    quality filter), and the result is immutable."""
     words = _tokenize(caption)
     subject, rest = _split_subject(words)
     actions: list[Action] = []
