@@ -1,6 +1,6 @@
 """The embedded default: IRG-MotionLLM end to end on the procedural toy world, on CPU, no downloads.
 
-    python prepare/run_toy_pipeline.py                     # everything (~13 min on 2 CPU cores)
+    python prepare/run_toy_pipeline.py                     # everything (12-14 min on 2 CPU cores)
     python prepare/run_toy_pipeline.py --out runs/toy2     # another output folder
     python prepare/run_toy_pipeline.py --redo-from stage1  # rerun stage 1 and everything after it
 
