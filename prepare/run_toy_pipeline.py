@@ -277,42 +277,34 @@ def _load(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _fmt(summary: dict, key: str, digits: int = 3) -> str:
-    stat = summary[key]
-    return f"{stat['mean']:.{digits}f}±{stat['ci95']:.{digits}f}".replace("±0.", "±.")
-
-
-METRIC_COLUMNS = (
-    ("R@1", "eval_R_precision_top1"), ("R@2", "eval_R_precision_top2"), ("R@3", "eval_R_precision_top3"),
-    ("FID", "eval_fid"), ("MM-Dist", "eval_matching_score_pred"), ("Diversity", "eval_diversity"),
-)
-
-
 def _t2m_table(paths: Paths) -> list[str]:
-    rows = [
-        "| Model | Output | " + " | ".join(name for name, _ in METRIC_COLUMNS) + " | parse fallbacks |",
-        "|---|---|" + "---|" * (len(METRIC_COLUMNS) + 1),
-    ]
-    reference = None
+    """Every evaluated model and task in one table (the protocol's columns), the ground-truth row first."""
+    from evaluators.protocol import TABLE_COLUMNS, format_interval
+
+    def cell(summary: dict, key: str | None) -> str:
+        return "-" if key is None or key not in summary else format_interval(summary[key]["mean"], summary[key]["ci95"])
+
+    results = []
     runs = (("untrained", "untrained tiny Gemma2"), ("stage0", "stage 0 (base)"), ("stage1", "stage 1"))
     for name, label in runs:
         summary_path = paths.eval_dir(name) / "summary.json"
-        if not summary_path.is_file():
-            continue
-        for task, result in _load(summary_path)["tasks"].items():
-            summary = result["summary"]
-            reference = reference or summary
-            output = "IRMoGen final-gen" if "refinement" in task else "single pass (init-gen)"
-            fallbacks = result.get("generation", {}).get("parse", {}).get("fallbacks", "n/a")
-            cells = " | ".join(_fmt(summary, key) for _, key in METRIC_COLUMNS)
-            rows.append(f"| {label} | {output} (`{task}`) | {cells} | {fallbacks} |")
-    if reference is not None:
-        real_keys = (
-            "eval_R_precision_real_top1", "eval_R_precision_real_top2", "eval_R_precision_real_top3",
-            "eval_fid_real", "eval_matching_score_real", "eval_diversity_real",
-        )
-        cells = " | ".join(_fmt(reference, key) for key in real_keys)
-        rows.insert(2, f"| real motion (reference) | ground truth | {cells} | - |")
+        if summary_path.is_file():
+            results += [(label, task, result) for task, result in _load(summary_path)["tasks"].items()]
+    if not results:
+        return []
+    reference = results[0][2]["summary"]
+    columns = [column for column in TABLE_COLUMNS if column[2] in reference]
+    rows = [
+        "| Model | Output | " + " | ".join(name for name, _, _ in columns) + " | parse fallbacks |",
+        "|---|---|" + "---|" * (len(columns) + 1),
+        "| real motion (reference) | ground truth | " + " | ".join(cell(reference, real) for _, real, _ in columns)
+        + " | - |",
+    ]
+    for label, task, result in results:
+        output = "IRMoGen final-gen" if "refinement" in task else "single pass (init-gen)"
+        fallbacks = result.get("generation", {}).get("parse", {}).get("fallbacks", "n/a")
+        cells = " | ".join(cell(result["summary"], generated) for _, _, generated in columns)
+        rows.append(f"| {label} | {output} (`{task}`) | {cells} | {fallbacks} |")
     return rows
 
 
@@ -391,7 +383,7 @@ def _finished(mark: Path, signature: dict) -> bool:
     if not mark.is_file():
         return False
     stored = _load(mark)
-    return stored.get("command") == signature["command"] and stored.get("env") == signature["env"]
+    return all(stored.get(key) == value for key, value in signature.items())
 
 
 def _remove(path: Path) -> None:
